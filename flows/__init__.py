@@ -1,0 +1,1 @@
+"""LM Training Control Panel: training flows, LangGraph pipeline and stage logic."""
