@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv demo test test-fast lint format typecheck up bench gpu-check clean
+.PHONY: help venv demo test test-fast lint format typecheck up bench gpu-check data clean
 
 help:
 	@echo "make demo    - start the stack and run the seed's example job end to end"
@@ -20,6 +20,7 @@ help:
 	@echo "make up      - run Prefect server + worker + REST facade until Ctrl-C"
 	@echo "make bench   - run the benchmarks in benchmarks/"
 	@echo "make lint    - ruff + mypy"
+	@echo "make data    - dvc repro (the data pipeline in dvc.yaml)"
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (set PYTHON=...)"; exit 1; }
@@ -59,6 +60,10 @@ bench: $(STAMP)
 
 gpu-check: $(STAMP)
 	$(PY) benchmarks/gpu_train.py
+
+# Reproduce the DVC pipeline (dvc.yaml); the stage runs `python`, so the venv goes first on PATH.
+data: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/dvc repro
 
 clean:
 	rm -rf .lmcp
