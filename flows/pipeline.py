@@ -14,7 +14,6 @@ from flows.checkpointer import open_checkpointer
 from flows.config import PipelineConfig, parse_pipeline_config
 from flows.graph import Node, build_graph
 from flows.settings import get_settings
-from flows.stages import mlflow_utils
 from flows.stages.context import ConsoleProgress, ProgressReporter, StageContext
 from flows.stages.state import PipelineState
 
@@ -54,6 +53,8 @@ def summarize(state: PipelineState) -> dict[str, Any]:
 def _finish_mlflow_run(ctx: StageContext, state: dict[str, Any], status: str) -> None:
     run_id = state.get("mlflow_run_id")
     if run_id:
+        from flows.stages import mlflow_utils
+
         mlflow_utils.client(ctx.settings).set_terminated(run_id, status)
 
 

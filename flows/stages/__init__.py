@@ -32,6 +32,23 @@ _MODULES = {
 Stage = Callable[..., dict[str, Any]]
 
 
+def load_stage(name: str) -> Stage:
+    """The stage function itself (imports its module: torch, MLflow, DeepSpeed...)."""
+    stage: Stage = getattr(import_module(_MODULES[name]), name)
+    return stage
+
+
+def _lazy(name: str) -> Stage:
+    def stage(state: Any, ctx: Any) -> dict[str, Any]:
+        return load_stage(name)(state, ctx)
+
+    stage.__name__ = stage.__qualname__ = name
+    stage.__module__ = _MODULES[name]
+    stage.__doc__ = f"Stage {name} (imported from {_MODULES[name]} when it first runs)."
+    return stage
+
+
 def stage_functions() -> dict[str, Stage]:
-    """The seven stage functions, in pipeline order."""
-    return {name: getattr(import_module(_MODULES[name]), name) for name in STAGE_NAMES}
+    """The seven stages, in pipeline order. Each imports its module only when it runs,
+    so a flow run reaches its first stage without paying for torch/MLflow imports."""
+    return {name: _lazy(name) for name in STAGE_NAMES}
