@@ -12,7 +12,7 @@ export DVC_NO_ANALYTICS := 1
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help venv demo test test-fast lint format typecheck up bench gpu-check data clean
+.PHONY: help venv demo test test-fast lint format typecheck up down bench gpu-check data clean
 
 help:
 	@echo "make demo    - start the stack and run the seed's example job end to end"
@@ -53,6 +53,9 @@ format: $(STAMP)
 
 up: $(STAMP)
 	$(PY) -m deployments.cli up
+
+down: $(STAMP)
+	$(PY) -m deployments.cli down
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_overhead.py
