@@ -13,15 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-STAGE_NAMES = (
-    "prepare_data",
-    "validate_data",
-    "initialize_model",
-    "train_model",
-    "evaluate_model",
-    "save_model",
-    "update_tracking",
-)
+from flows.stages import STAGE_NAMES as STAGE_NAMES  # re-exported; loads no stage module
+
 # Characters Prefect refuses in deployment names.
 _BANNED_NAME_CHARS = "/%&<>"
 
