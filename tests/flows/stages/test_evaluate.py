@@ -11,15 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from flows.config import PipelineConfig
 from flows.settings import Settings
 from flows.stages import mlflow_utils
 from flows.stages.context import ConsoleProgress, StageContext
 from flows.stages.evaluate import evaluate_model, perplexity_skill, validation_batches
 from flows.stages.model import initialize_model
 from flows.stages.train import train_model
-
-VOCAB, BLOCK = 32, 32
+from tests.support.synthetic import VOCAB, synthetic_state
 
 
 class TableRecorder(ConsoleProgress):
@@ -34,42 +32,11 @@ class TableRecorder(ConsoleProgress):
 
 
 def make_state(root: Path, threshold: float, metric: str = "perplexity_skill") -> dict[str, Any]:
-    pattern = np.random.default_rng(0).integers(0, VOCAB, size=50)
-    tokens = np.tile(pattern, 400).astype(np.uint16)
-    np.save(root / "train.npy", tokens[:16_000])
-    np.save(root / "val.npy", tokens[16_000:])
-    freq = np.bincount(tokens, minlength=VOCAB) / len(tokens)
-    freq = freq[freq > 0]
-    config = PipelineConfig.model_validate(
-        {
-            "data": {"dataset_name": "training_data_v3"},
-            "model": {
-                "name": "tiny",
-                "config": {
-                    "learning_rate": 3e-3,
-                    "batch_size": 8,
-                    "n_layer": 1,
-                    "n_head": 2,
-                    "n_embd": 32,
-                    "block_size": BLOCK,
-                },
-            },
-            "training": {"max_steps": 250, "log_interval": 10, "checkpoint_interval": 1000},
-            "evaluation": {"performance_threshold": threshold, "metric": metric, "max_batches": 5},
-        }
+    return synthetic_state(
+        root,
+        training={"max_steps": 250, "checkpoint_interval": 1000},
+        evaluation={"performance_threshold": threshold, "metric": metric, "max_batches": 5},
     )
-    return {
-        "config": config.model_dump(mode="json"),
-        "data": {
-            "train_path": str(root / "train.npy"),
-            "val_path": str(root / "val.npy"),
-            "vocab_size": VOCAB,
-            "n_train_tokens": 16_000,
-            "n_val_tokens": 4_000,
-            "unigram_loss": float(-(freq * np.log(freq)).sum()),
-            "tokenizer_path": None,
-        },
-    }
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 
-from flows.config import PipelineConfig
 from flows.errors import StageError
 from flows.settings import Settings
 from flows.stages import mlflow_utils
@@ -34,51 +33,12 @@ from flows.stages.train import (
     plan_steps,
     train_model,
 )
-
-VOCAB, BLOCK, BATCH = 32, 32, 8
-
-
-def pattern_tokens(n: int = 20_000, period: int = 50, seed: int = 0) -> np.ndarray:
-    pattern = np.random.default_rng(seed).integers(0, VOCAB, size=period)
-    return np.tile(pattern, n // period + 1)[:n].astype(np.uint16)
+from tests.support.synthetic import BATCH, BLOCK, VOCAB, pattern_tokens, synthetic_state
 
 
 def make_state(root: Path, **training: Any) -> dict[str, Any]:
     """A pipeline state as prepare_data + validate_data would leave it."""
-    tokens = pattern_tokens()
-    train, val = tokens[:16_000], tokens[16_000:]
-    np.save(root / "train.npy", train)
-    np.save(root / "val.npy", val)
-    freq = np.bincount(tokens, minlength=VOCAB) / len(tokens)
-    config = PipelineConfig.model_validate(
-        {
-            "data": {"dataset_name": "training_data_v3"},
-            "model": {
-                "name": "tiny",
-                "config": {
-                    "learning_rate": 3e-3,
-                    "batch_size": BATCH,
-                    "n_layer": 1,
-                    "n_head": 2,
-                    "n_embd": 32,
-                    "block_size": BLOCK,
-                },
-            },
-            "training": {"epochs": 100, "log_interval": 10, **training},
-        }
-    )
-    return {
-        "config": config.model_dump(mode="json"),
-        "data": {
-            "train_path": str(root / "train.npy"),
-            "val_path": str(root / "val.npy"),
-            "vocab_size": VOCAB,
-            "n_train_tokens": len(train),
-            "n_val_tokens": len(val),
-            "unigram_loss": float(-(freq[freq > 0] * np.log(freq[freq > 0])).sum()),
-            "tokenizer_path": None,
-        },
-    }
+    return synthetic_state(root, training={"epochs": 100, **training})
 
 
 # -- pure pieces ---------------------------------------------------------------------------

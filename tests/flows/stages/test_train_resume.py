@@ -14,16 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from flows.config import PipelineConfig
 from flows.settings import Settings
 from flows.stages import mlflow_utils
 from flows.stages.context import StageContext
 from flows.stages.model import initialize_model
 from flows.stages.train import train_model
+from tests.support.synthetic import synthetic_state
 
-VOCAB, TOTAL_STEPS, INTERVAL = 32, 400, 10
+TOTAL_STEPS, INTERVAL = 400, 10
 KILL_AT_STEP = 20  # kill once a checkpoint at or after this step exists
 
 CHILD = """
@@ -37,44 +35,10 @@ train_model(state, StageContext(settings=get_settings(), run_id=sys.argv[2]))
 
 
 def make_state(root: Path) -> dict:
-    pattern = np.random.default_rng(0).integers(0, VOCAB, size=50)
-    tokens = np.tile(pattern, 400).astype(np.uint16)
-    np.save(root / "train.npy", tokens[:16_000])
-    np.save(root / "val.npy", tokens[16_000:])
-    config = PipelineConfig.model_validate(
-        {
-            "data": {"dataset_name": "training_data_v3"},
-            "model": {
-                "name": "tiny",
-                "config": {
-                    "learning_rate": 3e-3,
-                    "batch_size": 8,
-                    "n_layer": 1,
-                    "n_head": 2,
-                    "n_embd": 32,
-                    "block_size": 32,
-                },
-            },
-            "training": {
-                "epochs": 1000,
-                "max_steps": TOTAL_STEPS,
-                "checkpoint_interval": INTERVAL,
-                "log_interval": 10,
-            },
-        }
+    return synthetic_state(
+        root,
+        training={"epochs": 1000, "max_steps": TOTAL_STEPS, "checkpoint_interval": INTERVAL},
     )
-    return {
-        "config": config.model_dump(mode="json"),
-        "data": {
-            "train_path": str(root / "train.npy"),
-            "val_path": str(root / "val.npy"),
-            "vocab_size": VOCAB,
-            "n_train_tokens": 16_000,
-            "n_val_tokens": 4_000,
-            "unigram_loss": 3.4,
-            "tokenizer_path": None,
-        },
-    }
 
 
 def checkpoint_step(ckpt_dir: Path) -> int | None:
