@@ -22,9 +22,9 @@ def open_checkpointer(settings: Settings) -> Iterator[BaseCheckpointSaver]:
     if settings.uses_postgres:
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        with PostgresSaver.from_conn_string(psycopg_url(settings.db_url)) as saver:
-            saver.setup()
-            yield saver
+        with PostgresSaver.from_conn_string(psycopg_url(settings.db_url)) as pg_saver:
+            pg_saver.setup()
+            yield pg_saver
         return
     from langgraph.checkpoint.sqlite import SqliteSaver
 

@@ -31,15 +31,21 @@ def plain_node(stage: Stage) -> Node:
 
 def evaluation_gate(state: PipelineState) -> Literal["save_model", "__end__"]:
     """Only a model that reaches the performance threshold is saved and registered."""
-    return "save_model" if state.get("evaluation", {}).get("passed") else END
+    if state.get("evaluation", {}).get("passed"):
+        return "save_model"
+    return "__end__"  # == langgraph END
 
 
-def build_graph(nodes: Mapping[str, Node] | None = None) -> StateGraph:
+Graph = StateGraph[PipelineState, StageContext, PipelineState, PipelineState]
+
+
+def build_graph(nodes: Mapping[str, Node] | None = None) -> Graph:
     """prepare → validate → initialize → train → evaluate ─(passed)→ save → update_tracking."""
     stages = stage_functions()
     builder = StateGraph(PipelineState, context_schema=StageContext)
     for name in STAGE_NAMES:
-        builder.add_node(name, (nodes or {}).get(name) or plain_node(stages[name]))
+        node = (nodes or {}).get(name) or plain_node(stages[name])
+        builder.add_node(name, node)  # type: ignore[call-overload]  # runtime-context node
     builder.add_edge(START, "prepare_data")
     for upstream, downstream in pairwise(STAGE_NAMES[:5]):
         builder.add_edge(upstream, downstream)

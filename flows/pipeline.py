@@ -10,6 +10,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+
 from flows.checkpointer import open_checkpointer
 from flows.config import PipelineConfig, parse_pipeline_config
 from flows.graph import Node, build_graph
@@ -65,7 +67,7 @@ def execute(
     ctx.settings.ensure_dirs()
     with open_checkpointer(ctx.settings) as saver:
         graph = build_graph(nodes).compile(checkpointer=saver)
-        thread = {"configurable": {"thread_id": ctx.run_id}}
+        thread: RunnableConfig = {"configurable": {"thread_id": ctx.run_id}}
         snapshot = graph.get_state(thread)
         resuming = bool(snapshot.next)
         if snapshot.values and not resuming:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -54,9 +54,10 @@ class PrefectProgress(ConsoleProgress):
         percent = 100.0 * done / max(total, 1)
         key = artifact_key(f"{stage}-progress")
         if stage not in self._artifacts:
-            self._artifacts[stage] = create_progress_artifact(
+            artifact_id = create_progress_artifact(
                 percent, key=key, description=f"{stage}: {done}/{total}"
             )
+            self._artifacts[stage] = cast(UUID, artifact_id)  # sync call: not a coroutine
         else:
             update_progress_artifact(
                 self._artifacts[stage], percent, description=f"{stage}: {done}/{total}"

@@ -30,13 +30,12 @@ FLOW_NAME = "lm-training"
 def stage_task(stage: Stage) -> Any:
     """Wrap a stage as a Prefect task named after it (no caching: stages have effects)."""
     return task(
-        stage,
         name=stage.__name__,
         task_run_name=stage.__name__,
         cache_policy=NO_CACHE,
         persist_result=False,
         log_prints=True,
-    )
+    )(stage)
 
 
 @cache
