@@ -238,7 +238,20 @@ def release_stack() -> None:
     if _users > 0 or _shared is None:
         return
     stack, _shared = _shared, None
+    _drain_client_workers()
     stack.stop()
+
+
+def _drain_client_workers() -> None:
+    """Send this process's buffered logs and events before the server goes away (else
+    Prefect prints 'Error logging to API' at interpreter exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    with contextlib.suppress(Exception):
+        APILogWorker.drain_all(timeout=10)
+    with contextlib.suppress(Exception):
+        EventsWorker.drain_all(timeout=10)
 
 
 @pytest.fixture(scope="session")
